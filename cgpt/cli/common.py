@@ -1,0 +1,62 @@
+"""What every cgpt command shares: --version, --debug, --quiet, and turning errors into one `error:` line.
+
+Exit codes: 0 success; 1 an input or compile error (one `error:` line naming the file, node or line);
+2 a usage error (argparse); 3 an internal error (a bug: rerun with --debug for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from cgpt import __version__
+from cgpt.ir.diagnostics import CgptError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+EXIT_CODES_HELP = (
+    "exit codes: 0 success, 1 input or compile error (one 'error:' line), 2 usage error, "
+    "3 internal error (rerun with --debug)"
+)
+
+
+def make_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """An argparse parser with the options every cgpt command has."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=f"examples:\n{examples}\n\n{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{prog} (cgpt) {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes on stderr")
+    return parser
+
+
+def run_command(
+    parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None], argv: Sequence[str] | None
+) -> int:
+    """Parse `argv`, run `body`, and map failures to the documented exit codes."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return int(body(args) or EXIT_OK)
+    except CgptError as err:
+        if args.debug:
+            raise
+        print(err.headline(), file=sys.stderr)
+        if err.detail and not args.quiet:
+            print(err.detail, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, traceback only with --debug
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return EXIT_INTERNAL
