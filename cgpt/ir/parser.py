@@ -7,7 +7,7 @@ Errors are `ParseError`s reading `FILE:LINE:COL: error: MESSAGE`, followed by th
 
 from __future__ import annotations
 
-import ast
+import re
 import threading
 from functools import lru_cache
 from importlib import resources
@@ -34,15 +34,53 @@ class _Located(Exception):
 
 
 @lru_cache(maxsize=4096)
-def _type(text: str) -> TensorType:
+def _type_of_text(text: str) -> TensorType:
+    return parse_type_body(text[len("tensor<") : -1])
+
+
+_VALUE_RE = re.compile(r"%[A-Za-z0-9_$.\-]+")
+_TYPE_RE = re.compile(r"tensor<[^<>]*>")
+
+
+@lru_cache(maxsize=4096)
+def _functype_of_text(text: str) -> tuple[tuple[TensorType, ...], tuple[TensorType, ...]]:
+    left, _, right = text.partition("->")
+    return (tuple(_type_of_text(t) for t in _TYPE_RE.findall(left)),
+            tuple(_type_of_text(t) for t in _TYPE_RE.findall(right)))
+
+
+def _functype(tok: lark.Token) -> tuple[tuple[TensorType, ...], tuple[TensorType, ...]]:
     try:
-        return parse_type_body(text[len("tensor<") : -1])
+        return _functype_of_text(str(tok))
     except ValueError as err:
-        raise _Located(str(err), None) from None
+        raise _Located(str(err), tok) from None
+
+
+def _sub_token(tok: lark.Token, offset: int) -> lark.Token:
+    """A token pointing `offset` characters into `tok` (for errors inside a multi-value token)."""
+    before = tok[:offset]
+    line = (tok.line or 1) + before.count("\n")
+    col = offset - before.rfind("\n") if "\n" in before else (tok.column or 1) + offset
+    return lark.Token(tok.type, tok[offset:], line=line, column=col)
+
+
+def _type(tok: str) -> TensorType:
+    try:
+        return _type_of_text(str(tok))
+    except ValueError as err:
+        raise _Located(str(err), tok if isinstance(tok, lark.Token) else None) from None
+
+
+_UNESCAPES = {"n": "\n", "t": "\t"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
 
 
 def _unquote(tok: str) -> str:
-    return ast.literal_eval(tok) if "\\" in tok else tok[1:-1]
+    body = tok[1:-1]
+    if "\\" not in body:
+        return body
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 3 else
+                       _UNESCAPES.get(m.group(1), m.group(1)), body)
 
 
 class _Builder(lark.Transformer):
@@ -80,39 +118,35 @@ class _Builder(lark.Transformer):
         while c[i].type == "VALUE_ID":
             result_toks.append(c[i])
             i += 1
-        name_tok = c[i]
-        i += 1
-        operand_toks = []
-        while i < len(c) and isinstance(c[i], lark.Token) and c[i].type == "VALUE_ID":
-            operand_toks.append(c[i])
-            i += 1
+        name_tok, operands_tok = c[i], c[i + 1]
+        i += 2
         attrs: dict[str, Any] = {}
-        if i < len(c) and isinstance(c[i], dict):
+        if isinstance(c[i], dict):
             attrs = c[i]
             i += 1
-        in_types = []
-        while i < len(c) and isinstance(c[i], lark.Token) and c[i].type == "TYPE":
-            in_types.append(_type(c[i]))
-            i += 1
-        out_types: list[TensorType] = c[i]
+        functype_tok = c[i]
         loc = c[i + 1] if i + 1 < len(c) else UNKNOWN_LOC
         if lookup_op(str(name_tok)) is None:
             raise _Located(f"unknown op '{name_tok}'", name_tok)
-        operands = [self._use(t) for t in operand_toks]
+        in_types, out_types = _functype(functype_tok)
+        operands = []
+        for m in _VALUE_RE.finditer(operands_tok):
+            v = self.scope.get(m.group()[1:])
+            if v is None:
+                raise _Located(f"use of undefined value {m.group()}", _sub_token(operands_tok, m.start()))
+            operands.append(v)
         if len(in_types) != len(operands):
             raise _Located(f"'{name_tok}' has {len(operands)} operands but {len(in_types)} operand types", name_tok)
-        for tok, v, t in zip(operand_toks, operands, in_types, strict=True):
+        for k, (v, t) in enumerate(zip(operands, in_types, strict=True)):
             if v.type != t:
-                raise _Located(f"type mismatch for {tok}: it is {v.type}, the op says {t}", tok)
+                name = _VALUE_RE.findall(operands_tok)[k]
+                raise _Located(f"type mismatch for {name}: it is {v.type}, the op says {t}", functype_tok)
         if len(out_types) != len(result_toks):
             raise _Located(f"'{name_tok}' has {len(result_toks)} results but {len(out_types)} result types", name_tok)
         op = Operation(str(name_tok), operands, out_types, attrs, loc)
         for tok, r in zip(result_toks, op.results, strict=True):
             self._define(tok, r)
         return op
-
-    def result_types(self, c: list[Any]) -> list[TensorType]:
-        return [_type(t) for t in c]
 
     def weight_op(self, c: list[Any]) -> Operation:
         op = Operation("weight", [], [_type(c[2])], {"name": _unquote(c[1])})
@@ -204,6 +238,8 @@ class _Builder(lark.Transformer):
         t = _type(c[1])
         if not t.is_static:
             raise _Located(f"a dense constant needs a static type, got {t}", c[1])
+        if (t.numel or 0) > INLINE_LIMIT:
+            raise _Located(f"a dense constant of {t.numel} elements is too large to write inline", c[1])
         try:
             raw = np.array(c[0], dtype=np.float64 if t.dtype in ("f32", "f16", "bf16") else None)
             arr = raw.astype(NUMPY_DTYPES[t.dtype])
@@ -228,7 +264,8 @@ class _Builder(lark.Transformer):
             raise _Located(f"bad #{name} attribute: {err}", c[0]) from None
 
     def loc(self, c: list[Any]) -> Loc:
-        return Loc((_unquote(c[0]),))
+        text = str(c[0])
+        return Loc((_unquote(text[text.index('"') : text.rindex('"') + 1]),))
 
     def fused_loc(self, c: list[Any]) -> Loc:
         return Loc(tuple(_unquote(t) for t in c))
@@ -250,6 +287,7 @@ def _type_of_dense(a: np.ndarray) -> TensorType:
 
 
 _LOCK = threading.Lock()
+INLINE_LIMIT = 1 << 20  # elements; larger tensors belong in the weight store
 
 
 @lru_cache(maxsize=1)

@@ -65,8 +65,13 @@ class Namer:
         return "%" + self.names.get(v, "<<unknown>>")
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f\x7f]')
+
+
 def format_string(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    """A double-quoted string: backslash, quote, newline and tab escaped; other control characters as \\xNN."""
+    out = _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), s)
     return f'"{out}"'
 
 

@@ -86,7 +86,9 @@ class InferContext:
         return i < len(self.types) and self.types[i] is not None
 
     def error(self, message: str) -> VerifyError:
-        where = f"loc({self.loc})" if self.loc.names else None
+        from cgpt.ir.printer import format_loc
+
+        where = format_loc(self.loc) or None
         return VerifyError(f"'{self.op_name}': {message}", where=where)
 
 
@@ -149,6 +151,19 @@ class OpDef:
 
 _OPS: dict[str, type[OpDef]] = {}
 _LOADED = False
+_FUNCTION_CHECKS: list[Callable[[Any], None]] = []
+
+
+def register_function_check(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Add a whole-function check to the verifier (e.g. regions must not overlap); it raises VerifyError."""
+    if check not in _FUNCTION_CHECKS:
+        _FUNCTION_CHECKS.append(check)
+    return check
+
+
+def function_checks() -> list[Callable[[Any], None]]:
+    _load_builtin_ops()
+    return list(_FUNCTION_CHECKS)
 
 
 def register_op(cls: type[OpDef]) -> type[OpDef]:

@@ -29,6 +29,8 @@ _FROM_NUMPY = {v: k for k, v in NUMPY_DTYPES.items()}
 FLOAT_DTYPES = frozenset({"f32", "f16", "bf16"})
 INT_DTYPES = frozenset({"i64", "i32"})
 
+_SYM_EXPR = re.compile(r"[A-Za-z0-9_+\-*/() ]+")
+_SYM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_SYM = re.compile(r"[A-Za-wyz_][A-Za-wyz0-9_]*\Z")
 
 
@@ -73,6 +75,18 @@ class Sym(str):
     def __rmul__(self, other: object) -> Sym | int:  # type: ignore[override]
         return self._combine("*", other, swap=True)
 
+    def evaluate(self, bindings: dict[str, int]) -> int:
+        """The value of this dim (a name or an expression of names) under concrete `bindings`."""
+        if self in bindings:
+            return int(bindings[self])
+        if not _SYM_EXPR.fullmatch(self):
+            raise ValueError(f"cannot evaluate symbolic dim '{self}'")
+        names = {n: int(bindings[n]) for n in _SYM_NAME.findall(self) if n in bindings}
+        missing = set(_SYM_NAME.findall(self)) - set(names)
+        if missing:
+            raise ValueError(f"no value for symbolic dim(s) {', '.join(sorted(missing))}")
+        return int(eval(self.replace("/", "//"), {"__builtins__": {}}, names))  # safe: regex-checked arithmetic
+
     def __floordiv__(self, other: object) -> Sym | int:
         return self._combine("/", other)
 
@@ -81,6 +95,16 @@ class Sym(str):
 
 
 Dim = int | str | None  # int: static; str: symbolic; None: unknown
+
+
+def concrete_shape(shape: tuple[Dim, ...], bindings: dict[str, int]) -> tuple[int, ...]:
+    """A shape with every symbolic dim replaced by its value under `bindings` (ValueError if one is unknown)."""
+    out = []
+    for d in shape:
+        if d is None:
+            raise ValueError("unknown dim")
+        out.append(d if isinstance(d, int) else Sym(d).evaluate(bindings))
+    return tuple(out)
 
 
 def dim_text(d: Dim) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from cgpt.ir.builder import KnownValues, check_result_types, fold_known, make_context
 from cgpt.ir.core import Function, Module, Operation, Value
 from cgpt.ir.diagnostics import VerifyError
-from cgpt.ir.printer import Namer, format_op
-from cgpt.ir.registry import check_attr_value, lookup_op
+from cgpt.ir.printer import Namer, format_loc, format_op
+from cgpt.ir.registry import check_attr_value, function_checks, lookup_op
 
 
 def verify_module(module: Module) -> None:
@@ -35,6 +35,8 @@ def verify_function(fn: Function) -> None:
             raise VerifyError(f"function @{fn.name} returns value #{i} that is not defined in it")
     if len(fn.output_names) != len(fn.outputs) or len(set(fn.output_names)) != len(fn.output_names):
         raise VerifyError(f"function @{fn.name} needs one distinct name per returned value")
+    for check in function_checks():
+        check(fn)
 
 
 def _verify_op(op: Operation, defined: set[Value], known: KnownValues) -> None:
@@ -73,7 +75,7 @@ def _verify_op(op: Operation, defined: set[Value], known: KnownValues) -> None:
 
 def _at_op(err: VerifyError, op: Operation, fn: Function) -> VerifyError:
     """The same error, located at the op and showing it in text form."""
-    where = err.where or (f"loc({op.loc})" if op.loc.names else f"@{fn.name}")
+    where = err.where or (format_loc(op.loc) if op.loc.names else f"@{fn.name}")
     try:
         text = format_op(op, Namer(fn))
     except Exception:  # a broken op may not print; the message still stands

@@ -62,6 +62,20 @@ class WeightStore:
         """Add a weight whose data is produced by `loader` on first use."""
         self._entries[name] = _Entry(type, loader=loader)
 
+    def cast(self, name: str, dtype: str) -> None:
+        """Change a weight's dtype; the conversion happens when the weight is first read."""
+        entry = self._entries[name]
+        if entry.type.dtype == dtype:
+            return
+        new_type = entry.type.with_dtype(dtype)
+        target = NUMPY_DTYPES[dtype]
+
+        def load(entry: _Entry = entry) -> np.ndarray:
+            source = entry.array if entry.array is not None else entry.loader()  # type: ignore[misc]
+            return np.asarray(source).astype(target)
+
+        self._entries[name] = _Entry(new_type, loader=load)
+
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
 

@@ -179,7 +179,7 @@ def _apply_to_function(
         queued.discard(op)
         if op.parent is not fn:
             continue
-        for pattern in rooted.get(op.name, ()) + anywhere:
+        for pattern in rooted.get(op.name, []) + anywhere:
             rw = PatternRewriter(fn, known)
             rw.root = op
             loc_before = op.loc

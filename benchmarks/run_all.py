@@ -1,0 +1,38 @@
+"""`make bench`: run every benchmark and rewrite benchmarks/RESULTS.md (machine and date at the top).
+
+Each benchmarks/bench_*.py has `run() -> str` returning a markdown section. Speed figures are ratios against a
+peer measured in the same script, quoted as medians of several runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+from benchmarks.machine import machine_lines
+from cgpt.ir.files import write_text_atomic
+
+HERE = Path(__file__).parent
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
+    sections = []
+    failed = 0
+    for name in names:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            sections.append(importlib.import_module(f"benchmarks.{name}").run())
+        except Exception:
+            failed += 1
+            sections.append(f"## {name}\n\nFAILED:\n```\n{traceback.format_exc()}```\n")
+    text = "# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(machine_lines()) + "\n\n" + "\n".join(sections)
+    write_text_atomic(HERE / "RESULTS.md", text)
+    print(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
