@@ -19,7 +19,7 @@ import numpy as np
 from cgpt.ir.attributes import OpaqueAttr, lookup_dialect_attr
 from cgpt.ir.core import UNKNOWN_LOC, Function, Loc, Module, Operation, Value
 from cgpt.ir.diagnostics import ParseError
-from cgpt.ir.registry import lookup_op
+from cgpt.ir.registry import all_ops, lookup_op
 from cgpt.ir.types import NUMPY_DTYPES, Sym, TensorType, parse_type_body
 from cgpt.ir.weights import WeightStore
 
@@ -292,6 +292,7 @@ INLINE_LIMIT = 1 << 20  # elements; larger tensors belong in the weight store
 
 @lru_cache(maxsize=1)
 def _parser() -> tuple[lark.Lark, _Builder]:
+    all_ops()  # registers the built-in ops and their dialect attributes before any text is read
     grammar = resources.files("cgpt.ir").joinpath("grammar.lark").read_text()
     builder = _Builder()
     return lark.Lark(grammar, parser="lalr", transformer=builder, maybe_placeholders=False), builder
