@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         module = load_model(args.input, shapes=_shapes(args.shape))
     else:
         module = read_cgir(args.input, args.weights)
+    if "target" in module.attributes:
+        import cgpt.backends.mesh.checks  # noqa: F401  (registers the SRAM and color checks of placed programs)
     if options.verify:
         verify_module(module)
     PassManager(passes, options).run(module)

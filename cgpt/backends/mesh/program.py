@@ -107,13 +107,30 @@ def tied_tables(module: Module) -> frozenset[str]:
     return frozenset(tables & linears)
 
 
-def layer_of(op: Operation) -> int:
+def layer_of(op: Operation) -> int | None:
     """The transformer block an op belongs to, read from its ONNX location (`/h.3/`, `layers.3`, `blocks.3`)."""
     for name in op.loc.names:
         m = _LAYER.search(name)
         if m:
             return int(next(g for g in m.groups() if g is not None))
-    return -1
+    return None
+
+
+def layers_of(ops: list[Operation]) -> dict[Operation, int]:
+    """Block index of each op (-1 outside the blocks): from locations when they say, else from the structure of a
+    pre-LN transformer (a block runs from a layer norm to its second residual add)."""
+    from_locs = {op: layer_of(op) for op in ops}
+    if any(v is not None for v in from_locs.values()):
+        return {op: (-1 if v is None else v) for op, v in from_locs.items()}
+    kinds = [op.name.removeprefix("mesh.") for op in ops]
+    residual_at = [i for i, k in enumerate(kinds) if k == "residual"]
+    first_norm = kinds.index("layer_norm") if "layer_norm" in kinds else len(ops)
+    last = residual_at[-1] if residual_at else -1
+    out, seen = {}, 0
+    for i, op in enumerate(ops):
+        out[op] = seen // 2 if first_norm <= i <= last else -1
+        seen += kinds[i] == "residual"
+    return out
 
 
 _LAYER = re.compile(r"(?:\bh|layers?|blocks?)[._/](\d+)(?:\b|[._/])")

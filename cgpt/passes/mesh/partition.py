@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+import cgpt.backends.mesh.checks  # noqa: F401  (placed programs verify SRAM and colors from here on)
 from cgpt.backends.mesh.kernels import min_pes
 from cgpt.ir.core import Module, Operation
 from cgpt.ir.diagnostics import CompileError

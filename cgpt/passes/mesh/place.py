@@ -20,7 +20,7 @@ from cgpt.passes.base import Pass, PassContext
 from cgpt.backends.mesh.program import (
     group_name,
     kernel_spec,
-    layer_of,
+    layers_of,
     module_mode,
     module_target,
     placement_problem,
@@ -46,13 +46,15 @@ class MeshPlace(Pass):
                 rects = {group_name(i): MeshRect(0, 0, target.width, target.height) for i in range(len(groups))}
             else:
                 rects = _place(groups, specs, target)
+            members = {op for g in groups for op in g}
+            layers = layers_of([op for op in fn.ops if op in members])
             for i, g in enumerate(groups):
                 r = rects[group_name(i)]
                 for op in g:
                     tw, th = best_tiling(specs[op], r.w, r.h, target.width, target.height)
                     op.attributes["region"] = r
                     op.attributes["tiling"] = MeshTiling(tw, th)
-                    op.attributes["layer"] = layer_of(op)
+                    op.attributes["layer"] = layers[op]
         return True
 
 
