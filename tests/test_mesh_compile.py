@@ -123,7 +123,7 @@ def test_13b_f32_pipelined_does_not_fit_and_streaming_compiles(tmp_path: Path) -
     from cgpt.frontend.presets import get_preset
 
     path = tmp_path / "13b.onnx"
-    export_gpt(path, preset=get_preset("cerebras-gpt-13b"), no_weights=True, exporter="torchscript")
+    export_gpt(path, preset=get_preset("cerebras-gpt-13b"), no_weights=True, exporter="dynamo")
     with pytest.raises(CompileError) as info:
         compile_model(path, preset="wse2", mode="pipelined", dtype="f32")
     message = info.value.message
