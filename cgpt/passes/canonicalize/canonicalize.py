@@ -8,6 +8,7 @@ from typing import ClassVar
 from cgpt.ir.core import Module
 from cgpt.passes.base import Pass, PassContext
 from cgpt.passes.canonicalize.fold_constants import FoldToConstant
+from cgpt.passes.canonicalize.dedupe_weights import DedupeWeights
 from cgpt.passes.canonicalize.fold_shapes import OperandToAttribute
 from cgpt.passes.canonicalize.gemm import GemmToMatmul
 from cgpt.passes.canonicalize.simplify import SIMPLIFY_PATTERNS
@@ -27,13 +28,13 @@ CANONICALIZE_PATTERNS: tuple[type[RewritePattern], ...] = (
 @register_pass
 @dataclass
 class Canonicalize(Pass):
-    """Fold constants and shape computations, erase no-ops, normalise Gemm, then CSE and DCE, to a fixpoint."""
+    """Merge duplicated weights; fold constants and shape computations, erase no-ops, normalise Gemm, CSE, DCE, to a fixpoint."""
 
     name: ClassVar[str] = "canonicalize"
     max_rounds: int = 10
 
     def apply(self, module: Module, ctx: PassContext) -> bool:
-        changed = False
+        changed = DedupeWeights().apply(module, ctx)
         for _ in range(self.max_rounds):
             round_changed = apply_patterns(module, [p() for p in CANONICALIZE_PATTERNS], ctx)
             round_changed |= CommonSubexpressionElimination().apply(module, ctx)

@@ -31,7 +31,7 @@ class GemmToMatmul(RewritePattern):
         def scaled(v: Value, factor: float) -> Value:
             if factor == 1.0:
                 return v
-            return rw.create("mul", [v, rw.constant(np.array(factor, dtype=dtype))], loc=op.loc).result
+            return rw.create("mul", [v, rw.constant(np.array(factor, dtype=dtype), op.loc)], loc=op.loc).result
 
         if attrs.get("transA", False):
             a = rw.create("transpose", [a], {"perm": (1, 0)}, op.loc).result
