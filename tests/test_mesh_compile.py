@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,8 +91,8 @@ def test_placed_program_reverifies_and_rejects_hand_edits(tmp_path: Path) -> Non
         "outside": (_rect(first), _rect({**first, "x": 64 - first["w"] + 1}), "leaves the 64x64 mesh"),
     }
     big = max(regions, key=lambda r: r["weight_bytes"])
-    tiling = f"tiling = #mesh.tiling<w = {big['tiling'][0]['w']}, h = {big['tiling'][0]['h']}>"
-    line = next(ln for ln in text.splitlines() if _rect(big) in ln and tiling in ln and "mesh.transfer" not in ln)
+    line = next(ln for ln in text.splitlines() if _rect(big) in ln and "= mesh.linear(" in ln)
+    tiling = re.search(r"tiling = #mesh.tiling<[^>]*>", line).group()
     edits["sram"] = (line, line.replace(tiling, "tiling = #mesh.tiling<w = 1, h = 1>"), "bytes of SRAM per PE")
     for name, (old, new, message) in edits.items():
         bad = tmp_path / f"{name}.cgir"
