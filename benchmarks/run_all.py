@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
         except Exception:
             failed += 1
             sections.append(f"## {name}\n\nFAILED:\n```\n{traceback.format_exc()}```\n")
-    text = "# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(machine_lines()) + "\n\n" + "\n".join(sections)
+    head = "# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(machine_lines())
+    text = head + "\n\n" + "\n".join(sections)
     write_text_atomic(HERE / "RESULTS.md", text)
     print(text)
     return 1 if failed else 0

@@ -137,7 +137,8 @@ def _with_default_shape(path: str | os.PathLike[str], shapes: dict[str, tuple[in
     for inp in model.graph.input:
         dims = inp.type.tensor_type.shape.dim
         if len(dims) == 2 and any(not d.HasField("dim_value") for d in dims):
-            out[inp.name] = tuple(d.dim_value if d.HasField("dim_value") else DEFAULT_SHAPE[i] for i, d in enumerate(dims))
+            out[inp.name] = tuple(d.dim_value if d.HasField("dim_value") else DEFAULT_SHAPE[i]
+                                  for i, d in enumerate(dims))
     return out or None
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (IR text lines are as long as they are)
 """Small hand-written modules shared by the IR tests."""
 
 SMALL = """\

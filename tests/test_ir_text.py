@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgpt.ir.core import Function, Loc, Module
 from cgpt.ir.builder import Builder
+from cgpt.ir.core import Function, Loc, Module
 from cgpt.ir.diagnostics import ParseError, VerifyError
 from cgpt.ir.parser import parse_module
 from cgpt.ir.printer import print_module
@@ -62,7 +62,8 @@ def test_dense_floats_print_shortest_text_that_reads_back_exactly() -> None:
 
 
 def test_output_names_survive_when_they_differ_from_value_names() -> None:
-    text = SMALL.replace("return %4 : tensor<?batchx?seqx8xf32>", 'return %4 : tensor<?batchx?seqx8xf32> {names = ["logits"]}')
+    ret = "return %4 : tensor<?batchx?seqx8xf32>"
+    text = SMALL.replace(ret, ret + ' {names = ["logits"]}')
     module = parse_module(text)
     assert module.main.output_names == ["logits"]
     assert print_module(module) == text

@@ -60,3 +60,35 @@ def run_command(
             raise
         print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def parse_shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    """One `--shape NAME=DIMS` value (`input_ids=1x128`); an argparse type: a bad value is a usage error."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split("x"))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"bad shape '{text}': expected NAME=DIMS with positive dims, "
+                                         f"such as input_ids=1x128")
+    return name, shape
+
+
+def parse_shape_args(
+    values: Sequence[str | tuple[str, tuple[int, ...]]] | None,
+) -> dict[str, tuple[int, ...]]:
+    """`--shape` values (strings or parsed pairs) as {input: dims}; a name given twice is a usage error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values or ():
+        name, shape = parse_shape_arg(value) if isinstance(value, str) else value
+        if name in shapes and shapes[name] != shape:
+            raise argparse.ArgumentTypeError(f"--shape gives input '{name}' twice")
+        shapes[name] = shape
+    return shapes
+
+
+def add_shape_option(parser: argparse.ArgumentParser) -> None:
+    """The shared `--shape NAME=DIMS` option (repeatable)."""
+    parser.add_argument("--shape", action="append", type=parse_shape_arg, default=[], metavar="NAME=DIMS",
+                        help="specialise an input to static dims, e.g. input_ids=1x128 (repeatable)")

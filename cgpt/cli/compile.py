@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="overwrite an output directory cgpt did not make")
     add_pipeline_options(parser)
     parser.epilog = (parser.epilog or "") + (
-        f"\n\nA symbolic input_ids is specialised to {DEFAULT_SHAPE[0]}x{DEFAULT_SHAPE[1]} unless --shape says otherwise.")
+        f"\n\nA symbolic input_ids is specialised to {DEFAULT_SHAPE[0]}x{DEFAULT_SHAPE[1]} unless --shape says "
+        "otherwise.")
     return parser
 
 

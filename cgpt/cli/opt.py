@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(op_counts(module)), file=sys.stderr)
     if args.output:
         write_cgir(module, args.output)
-    elif not (options.print_ir_after_all or options.print_ir_after or options.print_ir_after_change) or options.ir_dump_dir:
+    elif options.ir_dump_dir or not (options.print_ir_after_all or options.print_ir_after
+                                     or options.print_ir_after_change):
         sys.stdout.write(print_module(module))
     return 0
 

@@ -44,7 +44,9 @@ def read_cgir(path: str | os.PathLike[str], weights: str | os.PathLike[str] | No
     return parse_module(text, str(p), WeightStore.open(side) if side else None)
 
 
-def write_cgir(module: Module, path: str | os.PathLike[str], weights_path: str | os.PathLike[str] | None = None) -> None:
+def write_cgir(
+    module: Module, path: str | os.PathLike[str], weights_path: str | os.PathLike[str] | None = None
+) -> None:
     """Write the text and (when the module uses weights) the sidecar, each atomically."""
     p = Path(path)
     names = used_weight_names(module)

@@ -3,7 +3,7 @@
     module @tiny attributes {source = "tiny.onnx"} {
       func @main(%input_ids: tensor<?batchx?seqxi64>) -> (tensor<?batchx?seqx512xf32>) {
         %wte = weight "transformer.wte.weight" : tensor<512x64xf32>
-        %0 = gather(%wte, %input_ids) {axis = 0} : (tensor<512x64xf32>, tensor<?batchx?seqxi64>) -> tensor<...> loc("/wte/Gather")
+        %0 = gather(%wte, %input_ids) {axis = 0} : (tensor<512x64xf32>, tensor<?batchx?seqxi64>) -> ...
         return %0 : tensor<?batchx?seqx64xf32>
       }
     }

@@ -11,8 +11,6 @@ import numpy as np
 
 from cgpt.backends.mesh.kernels import cycles_at, sram_per_pe
 from cgpt.backends.mesh.placement import Rect, stage_lower_bound, wirelength, wirelength_lower_bound
-from cgpt.backends.mesh.target import Target
-from cgpt.ir.core import Function, Module, Operation
 from cgpt.backends.mesh.program import (
     group_name,
     kernel_spec,
@@ -24,6 +22,8 @@ from cgpt.backends.mesh.program import (
     tied_tables,
     transfer_routes,
 )
+from cgpt.backends.mesh.target import Target
+from cgpt.ir.core import Function, Module, Operation
 
 REPORT_VERSION = 1
 HOTTEST_LINKS = 10
@@ -79,7 +79,8 @@ def build_report(module: Module, compile_seconds: float = 0.0, pass_seconds: dic
         hottest = [{"x": x, "y": y, "direction": d, "bytes": float(b)} for x, y, d, b in result.hottest(HOTTEST_LINKS)]
         report["routes"] = [
             {"src": _region_of(op.attributes["src"], regions), "dst": _region_of(op.attributes["dst"], regions),
-             "bytes": int(op.attributes["bytes"]), "hops": int(op.attributes["hops"]), "color": int(op.attributes["color"])}
+             "bytes": int(op.attributes["bytes"]), "hops": int(op.attributes["hops"]),
+             "color": int(op.attributes["color"])}
             for op in fn.ops if op.name == "mesh.transfer"]
         report["link_load"] = {"max_bytes": float(result.max_link_bytes), "mean_bytes": float(result.mean_link_bytes),
                                "hottest": hottest, "colors_max_per_pe": int(result.max_colors_per_pe)}

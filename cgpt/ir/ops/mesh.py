@@ -124,12 +124,18 @@ def _mesh_op(base: type[OpDef]) -> type[OpDef]:
                 _check_placement(op, region, op.attributes.get("tiling"))
 
     MeshOp.__name__ = MeshOp.__qualname__ = f"Mesh{base.__name__}"
-    MeshOp.__doc__ = (
-        f"`{base.name}` placed on a region of PEs with a tiling.\n\n"
-        f"        %y = mesh.{base.name}(...) {{region = #mesh.rect<x = 0, y = 0, w = 8, h = 4>, "
-        f"tiling = #mesh.tiling<w = 8, h = 4>}} : ...\n"
-    )
+    MeshOp.__doc__ = f"`{base.name}` placed on a region of PEs with a tiling.\n\n        {_placed_example(base)}\n"
     return register_op(MeshOp)
+
+
+def _placed_example(base: type[OpDef]) -> str:
+    """The fused op's first docstring example as its mesh op, placed on an 8x4 region."""
+    head, _, rest = base.example().splitlines()[0].partition(f"= {base.name}(")
+    operands, _, tail = rest.partition(")")
+    attrs, types = tail.strip()[1:].split("}", 1) if tail.strip().startswith("{") else ("", tail)
+    placement = "region = #mesh.rect<x = 0, y = 0, w = 8, h = 4>, tiling = #mesh.tiling<w = 8, h = 4>"
+    attrs = f"{attrs}, {placement}" if attrs else placement
+    return f"{head}= mesh.{base.name}({operands}) {{{attrs}}} {types.strip()}"
 
 
 MeshEmbedding = _mesh_op(fused.Embedding)

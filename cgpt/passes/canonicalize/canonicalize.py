@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from cgpt.ir.core import Module
 from cgpt.passes.base import Pass, PassContext
-from cgpt.passes.canonicalize.fold_constants import FoldToConstant
 from cgpt.passes.canonicalize.dedupe_weights import DedupeWeights
+from cgpt.passes.canonicalize.fold_constants import FoldToConstant
 from cgpt.passes.canonicalize.fold_shapes import OperandToAttribute
 from cgpt.passes.canonicalize.gemm import GemmToMatmul
 from cgpt.passes.canonicalize.simplify import SIMPLIFY_PATTERNS
@@ -28,7 +28,7 @@ CANONICALIZE_PATTERNS: tuple[type[RewritePattern], ...] = (
 @register_pass
 @dataclass
 class Canonicalize(Pass):
-    """Merge duplicated weights; fold constants and shape computations, erase no-ops, normalise Gemm, CSE, DCE, to a fixpoint."""
+    """Merge duplicated weights; fold constants and shapes, erase no-ops, normalise Gemm, CSE, DCE, to a fixpoint."""
 
     name: ClassVar[str] = "canonicalize"
     max_rounds: int = 10

@@ -8,10 +8,9 @@ from typing import ClassVar
 from cgpt.ir.core import Module, Operation
 from cgpt.ir.ops.source import INLINE_CONSTANT_LIMIT
 from cgpt.ir.registry import lookup_op
-from cgpt.passes.base import PassContext
+from cgpt.passes.base import Pass, PassContext
 from cgpt.passes.registry import register_pass
 from cgpt.passes.rewrite import PatternRewriter, RewritePattern, apply_patterns
-from cgpt.passes.base import Pass
 
 
 class FoldToConstant(RewritePattern):

@@ -19,7 +19,7 @@ import numpy as np
 
 from cgpt.ir.core import Function, Loc, Module, Operation, Value
 from cgpt.passes.base import Pass, PassContext
-from cgpt.passes.fusion.match import LAYOUT_OPS, producer, scalar, split_operands
+from cgpt.passes.fusion.match import LAYOUT_OPS, absorbed_producers, producer, scalar, split_operands
 from cgpt.passes.registry import register_pass
 from cgpt.passes.rewrite import PatternRewriter, RewritePattern, apply_patterns
 from cgpt.passes.slice_eval import NotEvaluable, SliceEvaluator
@@ -150,12 +150,15 @@ class FuseAttentionPattern(RewritePattern):
             return False
         operands = _packed(q.base, kt.base, v.base)
         attrs = {"heads": heads, "head_dim": head_dim, "scale": float(scale), "mask": mask_kind}
-        region = [*q.ops, *kt.ops, *v.ops, qk, *score_chain.ops, *mask_ops, *softmax_ops, op, *out_ops]
-        loc = Loc.fuse(o.loc for o in region)
-        new = rw.create("attention", operands, attrs, loc).result
         final = out_ops[-1].result
-        if final.type.rank == 2:  # keep the flattened form the next linear reads
-            new = rw.create("reshape", [new], {"shape": (-1, final.type.shape[-1])}, loc).result
+        # the flattening reshape stays its own op (the next linear absorbs it), so it keeps its own location
+        flattened = final.type.rank == 2
+        region = [*q.ops, *kt.ops, *v.ops, qk, *score_chain.ops, *mask_ops, *softmax_ops, op,
+                  *(out_ops[:-1] if flattened else out_ops)]
+        region = absorbed_producers(region, operands) + region
+        new = rw.create("attention", operands, attrs, Loc.fuse(o.loc for o in region)).result
+        if flattened:
+            new = rw.create("reshape", [new], {"shape": (-1, final.type.shape[-1])}, final.owner.loc).result
         if new.type != final.type:
             rw.erase_if_dead(new.owner)
             return False
@@ -186,7 +189,8 @@ def _check_layouts(ev: SliceEvaluator, q: Chain, kt: Chain, v: Chain, pv: Operat
     """The mask kind ('causal' or 'none') if q, k, v and the output have the standard head layouts, else None."""
     try:
         b, s, f = ev.concrete_type(q.base.type)
-        if f != heads * head_dim or ev.concrete_type(kt.base.type) != (b, s, f) or ev.concrete_type(v.base.type) != (b, s, f):
+        same = all(ev.concrete_type(c.base.type) == (b, s, f) for c in (kt, v))
+        if f != heads * head_dim or not same:
             return None
         x = _probe((b, s, f))
         heads_first = x.reshape(b, s, heads, head_dim).transpose(0, 2, 1, 3)

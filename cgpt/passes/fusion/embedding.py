@@ -17,7 +17,7 @@ import numpy as np
 from cgpt.ir.core import Loc, Module, Operation, Value
 from cgpt.passes.base import Pass, PassContext
 from cgpt.passes.fusion.attention import PROBE_SIZES, _bindings
-from cgpt.passes.fusion.match import is_parameter, producer
+from cgpt.passes.fusion.match import absorbed_producers, is_parameter, producer
 from cgpt.passes.registry import register_pass
 from cgpt.passes.rewrite import PatternRewriter, RewritePattern, apply_patterns
 from cgpt.passes.slice_eval import SliceEvaluator
@@ -39,14 +39,15 @@ class FuseEmbeddingPattern(RewritePattern):
         a, b = (_table_gather(v) for v in op.operands)
         if a is None or b is None:
             return False
-        fn = rw.fn
         for tokens, positions in ((a, b), (b, a)):
             ids = tokens.operands[1]
             if ids.owner is not None or ids.type.rank != 2:
                 continue  # token ids come straight from the inputs
             if _is_arange(positions.operands[1], ids, rw):
                 operands = [ids, tokens.operands[0], positions.operands[0]]
-                new = rw.create("embedding", operands, {}, Loc.fuse([tokens.loc, positions.loc, op.loc]))
+                region = [tokens, positions, op]
+                region = absorbed_producers(region, operands) + region
+                new = rw.create("embedding", operands, {}, Loc.fuse(o.loc for o in region))
                 if new.result.type != op.result.type:
                     rw.erase_if_dead(new)
                     return False
@@ -64,7 +65,7 @@ def _is_arange(pos: Value, ids: Value, rw: PatternRewriter) -> bool:
         except Exception:
             return False
         got = ev.try_value(pos)
-        if got is None or got.ndim > 2 or got.shape[-1] != s:
+        if got is None or got.ndim not in (1, 2) or got.shape[-1] != s:
             return False
         if not np.array_equal(np.broadcast_to(got, (b, s)), np.broadcast_to(np.arange(s), (b, s))):
             return False

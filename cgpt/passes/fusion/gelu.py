@@ -74,7 +74,8 @@ class FuseGeluChain(RewritePattern):
         cone = _cone(op)
         if not any(o.name in TRANSCENDENTAL for o in cone):
             return False
-        leaves = [v for o in cone for v in o.operands if v.owner not in cone and scalar(rw, v) is None]
+        # The input may be produced inside the cone too (an elementwise bias add right before the GELU).
+        leaves = sorted((v for o in cone for v in o.operands if scalar(rw, v) is None), key=lambda v: v.owner in cone)
         for leaf in dict.fromkeys(leaves):
             if leaf.type != op.result.type:
                 continue

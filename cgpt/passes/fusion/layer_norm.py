@@ -39,6 +39,8 @@ class FuseLayerNormalization(RewritePattern):
         axis = op.attributes.get("axis", -1)
         if axis not in (-1, x.type.rank - 1) or len(op.results) != 1:
             return False
+        if any(v.type.shape != x.type.shape[-1:] for v in op.operands[1:]):
+            return False  # a scale or bias that only broadcasts to [D] is not layer_norm's gamma/beta
         eps = float(op.attributes.get("epsilon", 1e-5))
         new = rw.create("layer_norm", list(op.operands), {"epsilon": eps}, op.loc)
         rw.replace_op(op, new)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cgpt.backends.mesh.kernels import KernelSpec, sram_per_pe
+from cgpt.backends.mesh.program import kernel_spec, module_mode, module_target, tied_tables
 from cgpt.backends.mesh.target import Target
 from cgpt.ir.core import Module, Operation
 from cgpt.ir.diagnostics import CompileError
 from cgpt.ir.ops.mesh import placed_ops
 from cgpt.passes.base import Pass, PassContext
-from cgpt.backends.mesh.program import kernel_spec, module_mode, module_target, tied_tables
 from cgpt.passes.registry import register_pass
 
 KIB = 1024

@@ -16,13 +16,13 @@ import numpy as np
 
 import cgpt.backends.mesh.checks  # noqa: F401  (placed programs verify SRAM and colors from here on)
 from cgpt.backends.mesh.kernels import min_pes
+from cgpt.backends.mesh.program import MODES, kernel_spec, module_target, target_attr, tied_tables
 from cgpt.ir.core import Module, Operation
 from cgpt.ir.diagnostics import CompileError
 from cgpt.ir.ops.mesh import MESH_OF_FUSED
 from cgpt.ir.types import FLOAT_DTYPES
 from cgpt.passes.base import Pass, PassContext
 from cgpt.passes.mesh.memory import does_not_fit
-from cgpt.backends.mesh.program import MODES, kernel_spec, module_target, target_attr, tied_tables
 from cgpt.passes.registry import register_pass
 
 SOURCE_OPS = ("weight", "constant")

@@ -13,10 +13,6 @@ from typing import ClassVar
 
 from cgpt.backends.mesh.kernels import KernelSpec, best_tiling
 from cgpt.backends.mesh.placement import place_kernels
-from cgpt.backends.mesh.target import Target
-from cgpt.ir.core import Module, Operation
-from cgpt.ir.ops.mesh import MeshRect, MeshTiling
-from cgpt.passes.base import Pass, PassContext
 from cgpt.backends.mesh.program import (
     group_name,
     kernel_spec,
@@ -27,6 +23,10 @@ from cgpt.backends.mesh.program import (
     region_groups,
     tied_tables,
 )
+from cgpt.backends.mesh.target import Target
+from cgpt.ir.core import Module, Operation
+from cgpt.ir.ops.mesh import MeshRect, MeshTiling
+from cgpt.passes.base import Pass, PassContext
 from cgpt.passes.registry import register_pass
 
 
