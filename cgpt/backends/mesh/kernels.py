@@ -134,16 +134,21 @@ def raw_cycles_and_sram(spec: KernelSpec, w: np.ndarray, h: np.ndarray) -> tuple
 
 @dataclass(frozen=True)
 class KernelTable:
-    """Cycles of the best tiling that fits in every w x h rectangle up to the mesh, and which tiling that is."""
+    """Cycles of the best tiling that fits in every w x h rectangle up to the mesh."""
 
-    cycles: np.ndarray  # [H, W]: best cycles within h rows and w columns (inf: nothing fits)
-    best_w: np.ndarray  # [H, W]: the tiling's columns
-    best_h: np.ndarray  # [H, W]: the tiling's rows
+    exact: np.ndarray  # [H, W]: cycles of exactly that tiling (inf: its SRAM share does not fit)
+    cycles: np.ndarray  # [H, W]: best cycles within h rows and w columns (the running minimum of `exact`)
 
     def __call__(self, w: np.ndarray, h: np.ndarray) -> np.ndarray:
         w = np.clip(np.asarray(w, dtype=np.int64), 1, self.cycles.shape[1])
         h = np.clip(np.asarray(h, dtype=np.int64), 1, self.cycles.shape[0])
         return self.cycles[h - 1, w - 1]
+
+    def best(self, w: int, h: int) -> tuple[int, int]:
+        """The tiling (w', h') <= (w, h) that achieves `cycles[h-1, w-1]` (fewest rows, then columns, on ties)."""
+        block = self.exact[:h, :w]
+        i = int(np.argmin(block))
+        return i % block.shape[1] + 1, i // block.shape[1] + 1
 
 
 @lru_cache(maxsize=64)
@@ -152,25 +157,15 @@ def cycles_table(spec: KernelSpec, width: int, height: int) -> KernelTable:
     ws = np.arange(1, width + 1, dtype=np.int64)[None, :]
     hs = np.arange(1, height + 1, dtype=np.int64)[:, None]
     cycles, sram = raw_cycles_and_sram(spec, ws, hs)
-    cycles = np.where(sram <= spec.sram_usable, np.broadcast_to(cycles, (height, width)), INF)
-    best_w = np.broadcast_to(ws, (height, width)).copy()
-    best_h = np.broadcast_to(hs, (height, width)).copy()
-    # Running minimum along w, then along h, carrying the argmin tiling with it.
-    for axis in (1, 0):
-        n = cycles.shape[axis]
-        for i in range(1, n):
-            cur = (slice(None), i) if axis == 1 else (i, slice(None))
-            prev = (slice(None), i - 1) if axis == 1 else (i - 1, slice(None))
-            better = cycles[prev] < cycles[cur]
-            cycles[cur] = np.where(better, cycles[prev], cycles[cur])
-            best_w[cur] = np.where(better, best_w[prev], best_w[cur])
-            best_h[cur] = np.where(better, best_h[prev], best_h[cur])
-    return KernelTable(cycles, best_w, best_h)
+    exact = np.where(sram <= spec.sram_usable, np.broadcast_to(cycles, (height, width)), INF)
+    envelope = np.minimum.accumulate(np.minimum.accumulate(exact, axis=1), axis=0)
+    for a in (exact, envelope):
+        a.setflags(write=False)
+    return KernelTable(exact, envelope)
 
 
 def best_tiling(spec: KernelSpec, w: int, h: int, width: int, height: int) -> tuple[int, int]:
-    table = cycles_table(spec, width, height)
-    return int(table.best_w[h - 1, w - 1]), int(table.best_h[h - 1, w - 1])
+    return cycles_table(spec, width, height).best(w, h)
 
 
 def sram_per_pe(spec: KernelSpec, tiling_w: int, tiling_h: int) -> int:
@@ -181,6 +176,7 @@ def cycles_at(spec: KernelSpec, tiling_w: int, tiling_h: int) -> float:
     return float(raw_cycles_and_sram(spec, np.array(tiling_w), np.array(tiling_h))[0])
 
 
+@lru_cache(maxsize=256)
 def min_pes(spec: KernelSpec, width: int, height: int) -> int:
     """Fewest PEs of any tiling whose per-PE SRAM fits (0 when none does on this mesh)."""
     table = cycles_table(spec, width, height)
