@@ -128,11 +128,14 @@ def compile_model(
 def _with_default_shape(path: str | os.PathLike[str], shapes: dict[str, tuple[int, ...]] | None
                         ) -> dict[str, tuple[int, ...]] | None:
     """Specialise a symbolic token input to DEFAULT_SHAPE when the user gave no shapes (the mesh needs static ones)."""
-    if shapes or not str(path).endswith(".onnx"):
-        return shapes
+    if shapes or not str(path).endswith(".onnx") or not Path(path).is_file():
+        return shapes  # load_model reports a missing or unreadable file
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a valid ONNX file: the importer says why, in its own words
+        return shapes
     out = {}
     for inp in model.graph.input:
         dims = inp.type.tensor_type.shape.dim
