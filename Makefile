@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m cgpt.demo
 
+# One BLAS thread per test worker: two workers with two threads each on two cores stall numpy's small matmuls.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
