@@ -130,11 +130,11 @@ def _with_default_shape(path: str | os.PathLike[str], shapes: dict[str, tuple[in
     """Specialise a symbolic token input to DEFAULT_SHAPE when the user gave no shapes (the mesh needs static ones)."""
     if shapes or not str(path).endswith(".onnx") or not Path(path).is_file():
         return shapes  # load_model reports a missing or unreadable file
-    import onnx
+    from cgpt.frontend.onnx_reader import read_onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not a valid ONNX file: the importer says why, in its own words
+        model, _ = read_onnx(path)  # the graph structure only: weights stay in the file
+    except CgptError:  # not a valid ONNX file: the importer says why when it reads it
         return shapes
     out = {}
     for inp in model.graph.input:
