@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +39,10 @@ OUTPUT_MARKER = ".cgpt-output"  # marks a directory cgpt made, which a new compi
 def default_dtype(preset: str | None) -> str:
     """f16 on the wafer presets, as on the hardware; f32 on the small test meshes and user targets."""
     return "f16" if preset is not None and preset.startswith("wse") else "f32"
+
+
+def pipeline_length(pipeline: str) -> int:
+    return len(parse_pipeline(pipeline))
 
 
 def mesh_pipeline(preset: str | None, config: str | None, mode: str, dtype: str) -> str:
@@ -92,6 +97,7 @@ def compile_model(
     pipeline: str | None = None,
     options: PassManagerOptions | None = None,
     out: IO[str] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model (or IR) for the mesh or the reference backend."""
     from cgpt.frontend.load import load_model
@@ -99,7 +105,9 @@ def compile_model(
     if target not in TARGETS:
         raise CompileError(f"unknown target '{target}'; choose one of: {', '.join(TARGETS)}")
     stages: dict[str, float] = {}
+    stage = on_stage or (lambda _name: None)
     start = time.perf_counter()
+    stage("import")
     module = load_model(path, shapes=_with_default_shape(path, shapes))
     stages["import"] = time.perf_counter() - start
     before = count_ops(module)
@@ -109,7 +117,7 @@ def compile_model(
                                      dtype or default_dtype(None if target_config else preset))
         else:
             pipeline = "canonicalize,fuse"
-    pm = PassManager(parse_pipeline(pipeline), options or PassManagerOptions(), out=out or sys.stdout)
+    pm = PassManager(parse_pipeline(pipeline), options or PassManagerOptions(), out=out or sys.stdout, on_pass=stage)
     start = time.perf_counter()
     pm.run(module)
     stages["passes"] = time.perf_counter() - start
@@ -121,6 +129,7 @@ def compile_model(
         per_pass: dict[str, float] = {}
         for t in pm.timings:
             per_pass[t.name] = per_pass.get(t.name, 0.0) + t.seconds
+        stage("report")
         compiled.report = build_report(module, stages["import"] + stages["passes"], per_pass)
     return compiled
 

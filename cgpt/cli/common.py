@@ -7,8 +7,9 @@ Exit codes: 0 success; 1 an input or compile error (one `error:` line naming the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from cgpt import __version__
 from cgpt.ir.diagnostics import CgptError
@@ -92,3 +93,27 @@ def add_shape_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--shape NAME=DIMS` option (repeatable)."""
     parser.add_argument("--shape", action="append", type=parse_shape_arg, default=[], metavar="NAME=DIMS",
                         help="specialise an input to static dims, e.g. input_ids=1x128 (repeatable)")
+
+
+def progress_enabled(args: argparse.Namespace) -> bool:
+    """Progress bars go to stderr, only on a terminal, and never with --quiet (stdout carries results only)."""
+    return sys.stderr.isatty() and not getattr(args, "quiet", False)
+
+
+@contextlib.contextmanager
+def stage_progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A callback `on_stage(name)` that draws a tqdm bar of `total` stages on stderr (or does nothing)."""
+    if not enabled:
+        yield lambda _stage: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, file=sys.stderr, bar_format="{desc:<24} {bar} {n}/{total} {elapsed}") as bar:
+
+        def on_stage(stage: str) -> None:
+            if bar.desc:  # the previous stage is done
+                bar.update(1)
+            bar.set_description_str(stage[:24])
+
+        yield on_stage
+        bar.update(bar.total - bar.n)

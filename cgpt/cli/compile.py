@@ -7,9 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cgpt.cli.common import add_shape_option, make_parser, parse_shape_args, run_command
+from cgpt.cli.common import (
+    add_shape_option,
+    make_parser,
+    parse_shape_args,
+    progress_enabled,
+    run_command,
+    stage_progress,
+)
 from cgpt.cli.pipeline_options import add_pipeline_options, pass_manager_options
-from cgpt.driver import DEFAULT_SHAPE, compile_model, write_outputs
+from cgpt.driver import DEFAULT_SHAPE, compile_model, pipeline_length, write_outputs
 
 EXAMPLES = """\
   cgpt-compile model.onnx --target mesh -o out/                  wse2, pipelined, f16, input_ids=1x128
@@ -41,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     preset = args.preset if (args.preset or args.target_config) else "wse2"
-    compiled = compile_model(args.model, target=args.target, preset=None if args.target_config else preset,
-                             target_config=args.target_config, mode=args.mode, dtype=args.dtype,
-                             shapes=parse_shape_args(args.shape), pipeline=args.pipeline,
-                             options=pass_manager_options(args))
+    stages = 4 + (pipeline_length(args.pipeline) if args.pipeline else 6 if args.target == "mesh" else 2)
     out = args.output or f"{Path(args.model).stem}.cgpt"
-    write_outputs(compiled, out, force=args.force)
+    with stage_progress(stages, progress_enabled(args)) as on_stage:
+        compiled = compile_model(args.model, target=args.target, preset=None if args.target_config else preset,
+                                 target_config=args.target_config, mode=args.mode, dtype=args.dtype,
+                                 shapes=parse_shape_args(args.shape), pipeline=args.pipeline,
+                                 options=pass_manager_options(args), on_stage=on_stage)
+        on_stage("write outputs")
+        write_outputs(compiled, out, force=args.force)
     print(f"{out}: {compiled.ops_before} ops imported, {compiled.ops_after} after the pipeline")
     r = compiled.report
     if r is not None:

@@ -6,10 +6,10 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from cgpt.cli.common import make_parser, run_command
+from cgpt.cli.common import make_parser, progress_enabled, run_command, stage_progress
 from cgpt.ir.diagnostics import CgptError
 
 EXAMPLES = """\
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.model) if args.model else None
     start = time.perf_counter()
     with (
-        _progress(enabled=sys.stderr.isatty() and not args.quiet) as on_stage,
+        stage_progress(len(STAGES), progress_enabled(args)) as on_stage,
         contextlib.redirect_stdout(sys.stderr),
     ):
         export_gpt(
@@ -104,25 +104,6 @@ def run(args: argparse.Namespace) -> int:
     print(out)
     print(_summary(out, args.exporter, time.perf_counter() - start))
     return 0
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
-    """A stage callback drawing a tqdm bar on stderr, or doing nothing."""
-    if not enabled:
-        yield lambda _stage: None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=len(STAGES), file=sys.stderr, bar_format="{desc:<8} {bar} {n}/{total} {elapsed}") as bar:
-
-        def on_stage(stage: str) -> None:
-            if bar.desc:  # the previous stage is done
-                bar.update(1)
-            bar.set_description_str(stage)
-
-        yield on_stage
-        bar.update(1)
 
 
 def _summary(out: Path, exporter: str, seconds: float) -> str:

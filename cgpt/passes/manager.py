@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -47,6 +48,7 @@ class PassManager:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     log: IO[str] = field(default_factory=lambda: sys.stderr)
     timings: list[PassTiming] = field(default_factory=list)
+    on_pass: Callable[[str], None] | None = None  # called with each pass's name as it starts (progress bars)
 
     def run(self, module: Module) -> Module:
         opts = self.options
@@ -61,6 +63,8 @@ class PassManager:
             want_after = opts.print_ir_after_all or p.name in opts.print_ir_after or (
                 dump_dir is not None and not (opts.print_ir_before or opts.print_ir_after or opts.print_ir_after_change)
             )
+            if self.on_pass is not None:
+                self.on_pass(p.name)
             if p.name in opts.print_ir_before:
                 self._emit(module, dump_dir, index, f"before-{p.name}")
             before_text = print_module(module) if opts.print_ir_after_change else None
