@@ -34,6 +34,7 @@ def exported_model(
     attn: str = "sdpa",
     kind: str = "hf",
     seed: int = 0,
+    no_weights: bool = False,
 ) -> Path:
     """The path of `preset` exported with these settings, exporting it first if no cached file exists."""
     from cgpt.frontend.presets import get_preset
@@ -46,7 +47,8 @@ def exported_model(
         opset = 14 if kind == "nanogpt" and exporter == "torchscript" else DEFAULT_OPSET[exporter]
     seq = min(128, p.n_ctx) if seq_len is None else seq_len
     flavour = attn if kind == "hf" else "native"
-    key = f"{kind}-{preset}-{exporter}-opset{opset}-layers{layers or 'all'}-seq{seq}-{flavour}-seed{seed}"
+    weights = "-structure" if no_weights else ""
+    key = f"{kind}-{preset}-{exporter}-opset{opset}-layers{layers or 'all'}-seq{seq}-{flavour}-seed{seed}{weights}"
     digest = _source_digest()
     path = MODEL_DIR / f"{key}-{digest}.onnx"
     if path.exists():
@@ -55,7 +57,7 @@ def exported_model(
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():  # another worker may have written it while we waited
-            _export(path, p, kind, exporter, opset, layers, seq, attn, seed)
+            _export(path, p, kind, exporter, opset, layers, seq, attn, seed, no_weights)
             _remove_stale(key, digest)
     return path
 
@@ -70,6 +72,7 @@ def _export(
     seq: int,
     attn: str,
     seed: int,
+    no_weights: bool = False,
 ) -> None:
     if kind == "nanogpt":
         from cgpt.frontend.nanogpt import export_nanogpt
@@ -94,6 +97,7 @@ def _export(
         seq_len=seq,
         attn_implementation=attn,
         seed=seed,
+        no_weights=no_weights,
     )
 
 

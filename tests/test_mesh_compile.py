@@ -120,11 +120,7 @@ def _tied(compiled) -> bool:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_13b_f32_pipelined_does_not_fit_and_streaming_compiles(tmp_path: Path) -> None:
-    from cgpt.frontend.export import export_gpt
-    from cgpt.frontend.presets import get_preset
-
-    path = tmp_path / "13b.onnx"
-    export_gpt(path, preset=get_preset("cerebras-gpt-13b"), no_weights=True, exporter="dynamo")
+    path = exported_model("cerebras-gpt-13b", "dynamo", no_weights=True)
     with pytest.raises(CompileError) as info:
         compile_model(path, preset="wse2", mode="pipelined", dtype="f32")
     message = info.value.message
