@@ -51,8 +51,8 @@ def trace_back(v: Value, rw: PatternRewriter) -> Chain:
                 found = split_operands(op, lambda x: scalar(rw, x) is not None)
             else:
                 found = (op.operands[1], op.operands[0]) if scalar(rw, op.operands[1]) is not None else None
-            if found is not None and op.result.type.shape == found[1].type.shape:
-                factor = scalar(rw, found[0])
+            factor = scalar(rw, found[0]) if found is not None else None
+            if factor is not None and (op.name == "mul" or factor != 0) and op.result.type.shape == found[1].type.shape:
                 scale *= factor if op.name == "mul" else 1.0 / factor  # type: ignore[operator]
                 ops.append(op)
                 v = found[1]
