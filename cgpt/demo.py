@@ -101,7 +101,7 @@ def run_demo(model: str = "cerebras-gpt-111m", preset: str = "wse2", mode: str =
     res.regions, res.pes_used = len(report.get("regions", [])), int(report.get("pes_used", 0))
     res.pes_total = int(report["target"]["width"] * report["target"]["height"]) if report else 0
     res.latency_s = float(simr.get("latency_s", 0.0))
-    res.tokens_per_s = float(simr.get("tokens_per_s", 0.0))
+    res.tokens_per_s = float(simr.get("throughput", {}).get("tokens_per_s", 0.0))
     res.utilization = float(simr.get("utilization", 0.0))
     bottleneck = simr.get("bottleneck", {})
     res.bottleneck = str(bottleneck.get("region", "")) if isinstance(bottleneck, dict) else str(bottleneck)
@@ -148,12 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--out", default="build/demo")
+    p.add_argument("--cache", default="build", help="where the exported ONNX file is kept between runs")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> int:
-        r = run_demo(args.model, args.preset, args.mode, args.dtype, args.seq, args.batch, args.out)
+        r = run_demo(args.model, args.preset, args.mode, args.dtype, args.seq, args.batch, args.out, args.cache)
         print(summary(r))
         return 0
 
