@@ -13,6 +13,9 @@ T = max(C, E/N) + L + (2 T_R + 1) D, with the per-token terms as C and E/N):
     layer_norm, residual   features over w, tokens over h
     embedding table elements spread over all PEs; each token's row leaves through the h row links
 
+A kernel also never beats its edge bandwidth: a sample's activations enter through one edge and leave through
+another, and a region only min(w, h) PEs thick offers that many parallel links on each.
+
 `cycles_table(spec, W, H)` evaluates a kernel on every w x h up to the mesh and takes the running minimum over
 smaller shapes (a kernel may leave PEs idle), so cycles never grow with the rectangle; `best_tiling` recovers the
 w x h actually used.
@@ -129,6 +132,10 @@ def raw_cycles_and_sram(spec: KernelSpec, w: np.ndarray, h: np.ndarray) -> tuple
         cycles = t * s.n * isz / (link * out_links) + t * s.n / (fpc * w * h) + fill
     else:
         raise ValueError(f"no cost model for kernel kind '{s.kind}'")
+    # A sample's activations enter through one edge of the region and leave through another, each at least
+    # min(w, h) links wide: a region one PE thick funnels them however the transfer is routed.
+    io = t * max(s.n, s.k if s.kind == "linear" else s.n) * isz / (2 * link * np.minimum(w, h))
+    cycles = np.maximum(cycles, io)
     return np.asarray(cycles, dtype=np.float64), np.asarray(sram, dtype=np.int64)
 
 

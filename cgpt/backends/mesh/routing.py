@@ -140,7 +140,7 @@ def route_transfers(rects: Mapping[str, Rect], edges: Sequence[TrafficEdge], tar
                 raise CompileError(f"transfer {e.src} -> {e.dst} names '{n}', which has no rectangle")
         if e.src == e.dst:
             raise CompileError(f"transfer {e.src} -> {e.dst} connects a rectangle to itself")
-    streams = [_streams(rects[e.src], rects[e.dst]) for e in edges]
+    streams = [transfer_streams(rects[e.src], rects[e.dst]) for e in edges]
     counts = np.array([s.sx.size for s in streams], dtype=np.int64)
     every = _Streams(*(np.concatenate([getattr(s, f) for s in streams]) if streams else np.zeros(0, np.int64)
                        for f in _Streams._fields))
@@ -180,6 +180,38 @@ def _streams(a: Rect, b: Rect) -> _Streams:
         return _Streams(sx, sy, dx, dy, np.zeros(a.h, dtype=bool))
     sx, dx, sy, dy = _facing(a.x, a.w, b.x, b.w, a.y, a.h, b.y, b.h)
     return _Streams(sx, sy, dx, dy, np.ones(a.w, dtype=bool))
+
+
+def _spread(a: Rect, b: Rect) -> _Streams:
+    """One stream per line along A's longer side, each entering a different part of B, routed XY.
+
+    A one-column producer above its consumer has a single facing link, so the facing convention funnels the
+    whole transfer through it; leaving along every row of A and spreading the arrivals over B uses them all.
+    """
+    if a.h >= a.w:
+        sy = np.arange(a.y, a.y_end, dtype=np.int64)
+        sx = np.full(a.h, a.x_end - 1 if b.x >= a.x_end else a.x, dtype=np.int64)
+    else:
+        sx = np.arange(a.x, a.x_end, dtype=np.int64)
+        sy = np.full(a.w, a.y_end - 1 if b.y >= a.y_end else a.y, dtype=np.int64)
+    k = np.arange(sx.size, dtype=np.int64) * (b.w * b.h) // sx.size
+    return _Streams(sx, sy, b.x + k % b.w, b.y + k // b.w, np.zeros(sx.size, dtype=bool))
+
+
+def _peak_share(st: _Streams) -> float:
+    """The largest fraction of a transfer that any one link carries, computed in the streams' bounding box."""
+    x0, y0 = int(min(st.sx.min(), st.dx.min())), int(min(st.sy.min(), st.dy.min()))
+    x1, y1 = int(max(st.sx.max(), st.dx.max())), int(max(st.sy.max(), st.dy.max()))
+    local = _Streams(st.sx - x0, st.sy - y0, st.dx - x0, st.dy - y0, st.yx)
+    share = np.full(st.sx.size, 1.0 / st.sx.size)
+    return max(float(load.max(initial=0.0)) for load in _link_loads(local, share, x1 - x0 + 1, y1 - y0 + 1))
+
+
+def transfer_streams(a: Rect, b: Rect) -> _Streams:
+    """The facing convention, unless spreading the streams loads the busiest link less."""
+    facing = _streams(a, b)
+    spread = _spread(a, b)
+    return spread if _peak_share(spread) < 0.5 * _peak_share(facing) else facing
 
 
 def _facing(a0: int, an: int, b0: int, bn: int, a_across: int, a_size: int, b_across: int,
