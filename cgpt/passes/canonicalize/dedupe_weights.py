@@ -39,7 +39,7 @@ def _same(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> bool:
 @register_pass
 @dataclass
 class DedupeWeights(Pass):
-    """Merge weights whose data is identical to another weight's, or to its transpose."""
+    """Merge a weight whose data equals an embedding table's, or its transpose, into that table."""
 
     name: ClassVar[str] = "dedupe-weights"
     min_elements: int = 4096  # small tensors are cheap to keep twice; the big tied tables are what matter
@@ -50,8 +50,13 @@ class DedupeWeights(Pass):
             return False
         changed = False
         for fn in module.functions:
+            # Only lookup tables are candidates (what exporters duplicate is the tied embedding): comparing every
+            # pair of same-shaped layer weights would read a 13B model's 52 GB for nothing.
+            tables = [op for op in fn.ops if op.name == "weight" and op.result.type.rank == 2
+                      and any(u.name == "gather" and i == 0 for u, i in op.result.uses)]
+            shapes = {s for op in tables for s in (op.result.type.shape, op.result.type.shape[::-1])}
             weights = [op for op in fn.ops if op.name == "weight" and op.result.type.rank in (1, 2)
-                       and (op.result.type.numel or 0) >= self.min_elements]
+                       and (op.result.type.numel or 0) >= self.min_elements and op.result.type.shape in shapes]
             kept: list[Operation] = []
             for op in weights:
                 twin = self._find_twin(op, kept, store)
