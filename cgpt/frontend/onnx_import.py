@@ -89,6 +89,8 @@ def ir_dtype(elem_type: int, what: str, where: str) -> str:
     return dtype
 
 
+# Larger input dims are corruption, not models: no tensor of 2**31 rows fits anywhere.
+MAX_DIM = 2**31 - 1
 # Value names kept as SSA names; TorchScript's "/transformer/h.0/attn/Add_output_0" stays in the op's loc instead.
 _READABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,23}")
 
@@ -282,6 +284,9 @@ class _Importer:
         dims: list[Dim] = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
+                if not 0 <= d.dim_value <= MAX_DIM:
+                    raise ModelImportError(f"dim {d.dim_value} is negative or absurd (at most {MAX_DIM:,})",
+                                           where=where)
                 dims.append(int(d.dim_value))
             elif d.dim_param:
                 dims.append(Sym(d.dim_param))

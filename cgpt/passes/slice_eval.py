@@ -21,6 +21,7 @@ from cgpt.ir.types import Sym, TensorType, concrete_shape
 from cgpt.ir.weights import WeightStore
 
 SHAPE_OPS = ("shape", "size")
+MAX_ELEMENTS = 1 << 24  # a probe larger than this is not worth computing (and an absurd shape must not allocate)
 
 
 class NotEvaluable(Exception):
@@ -81,6 +82,9 @@ class SliceEvaluator:
                 raise NotEvaluable(f"'{op.name}' did not fold")
             results = folded
         else:
+            for r in op.results:
+                if int(np.prod(self.concrete_type(r.type), dtype=np.float64)) > MAX_ELEMENTS:
+                    raise NotEvaluable(f"'{op.name}' would make a tensor of {r.type} at these sizes")
             inputs = [self.value(x) for x in op.operands]
             try:
                 out = opdef.kernel(list(inputs), attrs)
