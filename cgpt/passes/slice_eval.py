@@ -49,6 +49,7 @@ class SliceEvaluator:
         self.bindings = bindings
         self.weights = weights
         self.memo: dict[Value, np.ndarray] = dict(feeds or {})
+        self.fed = bool(feeds)  # fed arrays set the sizes; without feeds the types do, and must be bounded
         self.budget = max_ops
 
     def concrete_type(self, t: TensorType) -> tuple[int, ...]:
@@ -82,7 +83,7 @@ class SliceEvaluator:
                 raise NotEvaluable(f"'{op.name}' did not fold")
             results = folded
         else:
-            for r in op.results:
+            for r in () if self.fed else op.results:
                 try:
                     size = float(np.prod(self.concrete_type(r.type), dtype=np.float64))
                 except NotEvaluable:
