@@ -162,10 +162,14 @@ class Linear(FusedOp):
     @classmethod
     def kernel(cls, inputs: list[np.ndarray | None], attrs: dict[str, Any]) -> np.ndarray:
         x, w, b = (list(inputs) + [None])[:3]
+        dtype = x.dtype
+        if dtype != np.float32 and dtype.kind in "fV":  # halves: f32 products and sums (numpy has no f16 BLAS)
+            x, w = x.astype(np.float32), w.astype(np.float32)
+            b = None if b is None else b.astype(np.float32)
         y = np.matmul(x, w.T if attrs["transpose_w"] else w)
         if b is not None:
             y += b
-        return apply_activation(y, attrs["activation"])
+        return apply_activation(y, attrs["activation"]).astype(dtype, copy=False)
 
     @classmethod
     def cost(cls, in_types: Sequence[TensorType], out_types: Sequence[TensorType], attrs: dict[str, Any]) -> Cost:
