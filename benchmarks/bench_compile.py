@@ -4,31 +4,23 @@ wirelength against their lower bounds) for the Cerebras-GPT family on wse2 and w
 from __future__ import annotations
 
 import resource
-import statistics
 import time
 
 import onnxruntime as ort
 
+from benchmarks.machine import median_seconds
 from benchmarks.models import FAMILY, bench_model
 from cgpt.driver import compile_model
 from cgpt.ir.diagnostics import CompileError
-
-
-def _median(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run() -> str:
     path = bench_model("cerebras-gpt-111m", "torchscript")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session_s = _median(lambda: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]))
-    compile_s = _median(lambda: compile_model(path, preset="wse2"))
+    session_s = median_seconds(lambda: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]),
+                               repeat=3, warmup=0)
+    compile_s = median_seconds(lambda: compile_model(path, preset="wse2"), repeat=3, warmup=0)
     lines = [
         "## Compile: speed and placement quality\n",
         "| what | seconds (median of 3) |", "|---|---|",
