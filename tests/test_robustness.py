@@ -51,8 +51,12 @@ def test_onnx_to_ir_and_back_is_stable_and_runs_bit_for_bit(tmp_path: Path) -> N
 
 
 def test_ir_from_stdin() -> None:
-    text = "module @m {\n  func @main(%x: tensor<4xf32>) -> (tensor<4xf32>) {\n    %0 = neg(%x) : (tensor<4xf32>) ->" \
-           " tensor<4xf32>\n    %1 = exp(%x) : (tensor<4xf32>) -> tensor<4xf32>\n    return %0 : tensor<4xf32>\n  }\n}\n"
+    text = (
+        "module @m {\n  func @main(%x: tensor<4xf32>) -> (tensor<4xf32>) {\n"
+        "    %0 = neg(%x) : (tensor<4xf32>) -> tensor<4xf32>\n"
+        "    %1 = exp(%x) : (tensor<4xf32>) -> tensor<4xf32>\n"
+        "    return %0 : tensor<4xf32>\n  }\n}\n"
+    )
     proc = run("cgpt-opt", "-", "-p", "dce", stdin=text)
     assert proc.returncode == 0, proc.stderr
     assert "neg(%x)" in proc.stdout and "exp(" not in proc.stdout
