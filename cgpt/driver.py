@@ -166,6 +166,8 @@ def write_outputs(compiled: CompiledModel, outdir: str | os.PathLike[str], force
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise CgptError(f"directory '{parent}' does not exist", where=str(out))
+    if not os.access(parent, os.W_OK):
+        raise CgptError(f"directory '{parent}' is not writable", where=str(out))
     tmp = make_temp_dir(parent, f".{out.name}.")
     try:
         (tmp / OUTPUT_MARKER).write_text("made by cgpt-compile\n")

@@ -99,3 +99,23 @@ def test_opt_output_is_atomic_and_not_overwritten_without_force(tmp_path: Path) 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = run("cgpt-opt", str(tmp_path / "nope.cgir"), "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_unwritable_output_directory_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI runs as root, for whom permission bits do not stop a write: make the directory report itself unwritable.
+    from cgpt.ir.diagnostics import CgptError
+    from cgpt.ir.files import write_text_atomic
+
+    real_access = os.access
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    with pytest.raises(CgptError, match="is not writable"):
+        write_text_atomic(locked / "out.cgir", "text")
+    from cgpt.driver import compile_model, write_outputs
+
+    compiled = compile_model(exported_model("gpt-tiny", "torchscript"), preset="mesh-64x64",
+                             shapes={"input_ids": (1, 8)})
+    with pytest.raises(CgptError, match="is not writable"):
+        write_outputs(compiled, locked / "out")
+    assert list(locked.iterdir()) == []
