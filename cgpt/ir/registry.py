@@ -227,14 +227,3 @@ def check_attr_value(name: str, spec: Attr, value: Any) -> str | None:
     if spec.min is not None and isinstance(value, (int, float)) and value < spec.min:
         return f"attribute '{name}' must be >= {spec.min}, got {value!r}"
     return None
-
-
-def infer_types(op_name: str, ctx: InferContext) -> list[TensorType]:
-    """Type inference through the registry, with a clear error for an unknown op."""
-    opdef = lookup_op(op_name)
-    if opdef is None:
-        raise ctx.error("unknown op")
-    return opdef.infer(ctx)
-
-
-KernelFn = Callable[[list[np.ndarray | None], dict[str, Any]], np.ndarray | list[np.ndarray]]

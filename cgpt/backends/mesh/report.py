@@ -23,7 +23,7 @@ from cgpt.backends.mesh.program import (
     transfer_routes,
 )
 from cgpt.backends.mesh.target import Target
-from cgpt.ir.core import Function, Module, Operation
+from cgpt.ir.core import Module, Operation
 
 REPORT_VERSION = 1
 HOTTEST_LINKS = 10
@@ -169,7 +169,3 @@ def region_rects(report: dict[str, Any]) -> tuple[dict[str, Rect], dict[str, str
     labels = {r["name"]: r["op"].replace("mesh.", "") for r in report["regions"]}
     groups = {r["name"]: max(r["layer"], 0) for r in report["regions"]}
     return rects, labels, groups
-
-
-def function_routes(fn: Function, target: Target):  # type: ignore[no-untyped-def]
-    return transfer_routes(fn, target)

@@ -13,11 +13,6 @@ def is_parameter(v: Value) -> bool:
     return v.owner is not None and v.owner.name in ("weight", "constant")
 
 
-def parameter_through_casts(v: Value) -> Value | None:
-    """`v` if it is a parameter; None otherwise."""
-    return v if is_parameter(v) else None
-
-
 def single_use(v: Value) -> bool:
     return len(v.uses) == 1
 
