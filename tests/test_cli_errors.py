@@ -119,3 +119,14 @@ def test_unwritable_output_directory_is_an_input_error(tmp_path: Path, monkeypat
     with pytest.raises(CgptError, match="is not writable"):
         write_outputs(compiled, locked / "out")
     assert list(locked.iterdir()) == []
+
+
+def test_run_does_not_overwrite_outputs_without_force(tmp_path: Path) -> None:
+    model = str(exported_model("gpt-tiny", "torchscript"))
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"keep")
+    args = ("cgpt-run", model, "--backend", "reference", "--shape", "input_ids=1x4", "--output", str(out))
+    assert_error(run(*args), 1, "--force")
+    assert out.read_bytes() == b"keep"
+    assert run(*args, "--force").returncode == 0
+    assert out.read_bytes() != b"keep"

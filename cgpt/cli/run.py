@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", metavar="JSON", help="sim: write the simulator report (sim.json) here")
     parser.add_argument("--trace", metavar="JSON", help="sim: write a Perfetto / Chrome trace here")
     parser.add_argument("--no-values", action="store_true", help="sim: time alone (no inputs; weights never read)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output, report or trace files")
     add_shape_option(parser)
     return parser
 
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--report, --trace and --no-values need --backend sim")
     if args.no_values and args.output:
         parser.error("--no-values computes no outputs to write with --output")
+    for out in (args.output, args.report, args.trace):
+        if out and Path(out).exists() and not args.force:
+            raise CgptError("output exists; pass --force to overwrite it", where=out)
     if args.backend == "onnxruntime":
         runner = _OnnxRuntime(model)
     elif args.backend == "sim":
