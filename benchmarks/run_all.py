@@ -28,11 +28,25 @@ def main(argv: list[str]) -> int:
         except Exception:
             failed += 1
             sections.append(f"## {name}\n\nFAILED:\n```\n{traceback.format_exc()}```\n")
+    if argv and (HERE / "RESULTS.md").exists():  # a subset rerun replaces its own sections, keeps the rest
+        sections = _merge(_sections((HERE / "RESULTS.md").read_text()), sections)
     head = "# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(machine_lines())
     text = head + "\n\n" + "\n".join(sections)
     write_text_atomic(HERE / "RESULTS.md", text)
     print(text)
     return 1 if failed else 0
+
+
+def _sections(text: str) -> list[str]:
+    """The `## ` sections of a RESULTS.md, each with its heading."""
+    parts = text.split("\n## ")[1:]
+    return ["## " + p.rstrip("\n") + "\n" for p in parts]
+
+
+def _merge(old: list[str], new: list[str]) -> list[str]:
+    fresh = {s.splitlines()[0]: s for s in new}
+    merged = [fresh.pop(s.splitlines()[0], s) for s in old]
+    return merged + list(fresh.values())
 
 
 if __name__ == "__main__":
