@@ -22,13 +22,10 @@ from cgpt.backends.mesh.simulator import simulate
 from cgpt.driver import compile_model
 from cgpt.ir.diagnostics import CgptError
 
-REPO = Path(__file__).parents[1]
-MODEL_DIR = REPO / "build" / "bench-models"
 FAMILY = ("111m", "256m", "590m", "1.3b", "2.7b", "6.7b", "13b")
 TARGETS = ("wse2", "wse3")
 MODES = ("pipelined", "streaming")
 SEQ = 2048
-EXPORT_SOURCES = ("presets.py", "export.py", "torch_export.py")
 
 
 def structure_model(preset: str) -> Path:

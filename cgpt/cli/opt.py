@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cgpt.cli.common import make_parser, run_command
+from cgpt.cli.common import add_shape_option, make_parser, parse_shape_args, run_command
 from cgpt.cli.pipeline_options import add_pipeline_options, pass_manager_options
 from cgpt.ir.diagnostics import CgptError
 from cgpt.ir.module_files import read_cgir, write_cgir
@@ -33,27 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="write the IR here (its weights go to NAME.safetensors beside it)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--weights", help="weights sidecar for a .cgir input (default: found beside it)")
-    parser.add_argument("--shape", action="append", metavar="NAME=DIMS",
-                        help="specialise an ONNX input, e.g. input_ids=1x128 (repeatable)")
+    add_shape_option(parser)
     parser.add_argument("--op-stats", action="store_true", help="print {op: count} of the result as JSON on stderr")
     parser.add_argument("--list-passes", action="store_true", help="list the available passes and exit")
     add_pipeline_options(parser)
     return parser
-
-
-def _shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]] | None:
-    if not specs:
-        return None
-    out: dict[str, tuple[int, ...]] = {}
-    for spec in specs:
-        name, sep, dims = spec.partition("=")
-        try:
-            out[name] = tuple(int(d) for d in dims.split("x"))
-            if not sep or not name or any(d <= 0 for d in out[name]):
-                raise ValueError
-        except ValueError:
-            raise CgptError(f"bad --shape '{spec}': expected NAME=DIMS such as input_ids=1x128") from None
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input != "-" and Path(args.input).suffix == ".onnx":
         from cgpt.frontend.load import load_model
 
-        module = load_model(args.input, shapes=_shapes(args.shape))
+        module = load_model(args.input, shapes=parse_shape_args(args.shape) or None)
     else:
         module = read_cgir(args.input, args.weights)
     if "target" in module.attributes:

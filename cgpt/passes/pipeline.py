@@ -5,7 +5,6 @@ Option values are converted to the type of the pass's dataclass field (int, floa
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 
@@ -68,4 +67,3 @@ def pipeline_text(passes: list[Pass]) -> str:
     return ",".join(p.spec() for p in passes)
 
 
-__all__ = ["parse_pipeline", "make_pass", "pipeline_text", "dataclasses"]
